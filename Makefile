@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both build .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+EDGEREC := $(VENV)/bin/edgerec
+DEMO := runs/demo
+
+.PHONY: install demo test lint clean arm64
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, pinned: the CPU build on local disk. A looser requirement pulls a CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	rm -rf $(DEMO)
+	$(EDGEREC) train --config configs/demo.toml --out $(DEMO)/teacher
+	for m in none de ftd htd; do \
+		$(EDGEREC) distill --teacher $(DEMO)/teacher --method $$m --dim 8 --out $(DEMO)/student-$$m || exit 1; \
+	done
+	$(EDGEREC) compare $(DEMO)/teacher $(DEMO)/student-none $(DEMO)/student-de \
+		$(DEMO)/student-ftd $(DEMO)/student-htd
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check edgerec tests benchmarks
+	$(VENV)/bin/ruff format --check edgerec tests benchmarks
+
+# The emulated AArch64 environment for `edgerec bench --device arm64` (needs root, a few minutes).
+arm64: install
+	$(PY) -m edgerec.targets.arm64 setup
+
+clean:
+	rm -rf $(VENV) runs

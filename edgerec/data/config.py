@@ -1,0 +1,55 @@
+"""What data a run uses and how it is split: the `data` table of every run config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgerec.data.splits import check_ratios
+from edgerec.data.synthetic import SyntheticConfig
+from edgerec.errors import ConfigError
+
+SPLITS = ("ratio", "loo")
+
+
+@dataclass(frozen=True)
+class ColumnsConfig:
+    """Header names of a generic CSV/TSV file (only with format `csv`)."""
+
+    user: str = "user"
+    item: str = "item"
+    rating: str | None = None
+    timestamp: str | None = None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    # A file, a folder of pre-split RecBole files, or "synthetic" for the built-in dataset.
+    source: str = "synthetic"
+    format: str = "auto"
+    split: str = "ratio"
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 2020
+    # None: every interaction is a positive. Otherwise ratings below it are dropped.
+    rating_threshold: float | None = None
+    kcore: int = 0
+    # Pre-split data given as three explicit files: `source` is then the train file.
+    valid_path: str | None = None
+    test_path: str | None = None
+    sep: str | None = None
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ConfigError(
+                f"split '{self.split}' is unknown: expected one of {', '.join(SPLITS)}"
+            )
+        check_ratios(self.ratios)
+        if self.kcore < 0:
+            raise ConfigError(f"kcore must be >= 0, got {self.kcore}")
+        if (self.valid_path is None) != (self.test_path is None):
+            raise ConfigError("pre-split data needs both a valid and a test file, got only one")
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.source == "synthetic"

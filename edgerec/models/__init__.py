@@ -1,0 +1,5 @@
+"""Recommender models: BPR-MF, NCF/NeuMF, the popularity baseline, and a registry by name."""
+
+from edgerec.models.base import ModelConfig
+
+__all__ = ["ModelConfig"]

@@ -1,0 +1,75 @@
+"""The interface every edgerec model implements.
+
+A model scores (user, item) pairs for training, scores the whole catalogue for a batch of
+users for evaluation and export, and exposes the user and item *representations* that
+distillation compares between teacher and student. Models are built from a `ModelConfig`
+through `edgerec.models.registry`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from edgerec.errors import ConfigError
+
+LOSSES = ("bpr", "bce")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "bpr"
+    # Embedding size. For NCF each of the GMF and MLP towers has embeddings of this size.
+    dim: int = 64
+    # NCF only: number of MLP layers, widths 2*dim, dim, dim/2, ... (He et al. 2017's tower).
+    layers: int = 3
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.dim < 1:
+            raise ConfigError(f"model dim must be >= 1, got {self.dim}")
+        if self.layers < 1:
+            raise ConfigError(f"model layers must be >= 1, got {self.layers}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model dropout must be in [0, 1), got {self.dropout}")
+
+
+class Recommender(nn.Module, ABC):
+    """Scores users against items. Subclasses set `loss` to the base loss they train with."""
+
+    loss: str = "bpr"
+
+    def __init__(self, config: ModelConfig, n_users: int, n_items: int):
+        super().__init__()
+        self.config = config
+        self.n_users = n_users
+        self.n_items = n_items
+
+    @abstractmethod
+    def score(self, users: Tensor, items: Tensor) -> Tensor:
+        """[batch] scores of pairs `(users[b], items[b])`."""
+
+    @abstractmethod
+    def score_all(self, users: Tensor) -> Tensor:
+        """[batch, n_items] scores of every item for each user."""
+
+    @abstractmethod
+    def user_representation(self, users: Tensor) -> Tensor:
+        """[batch, d] what distillation compares on the user side."""
+
+    @abstractmethod
+    def item_representation(self, items: Tensor) -> Tensor:
+        """[batch, d] what distillation compares on the item side."""
+
+    @property
+    def representation_dim(self) -> int:
+        return int(self.user_representation(torch.zeros(1, dtype=torch.long)).shape[-1])
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def n_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.parameters())

@@ -1,0 +1,1 @@
+"""Training: negative sampling, the loop, checkpoints and the run directory."""
