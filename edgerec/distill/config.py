@@ -29,6 +29,10 @@ class DistillConfig:
     temperature_end: float = 1e-10
 
     def __post_init__(self) -> None:
+        if isinstance(self.method, Method):
+            # Stored as the plain name, so that the config saves and compares as text.
+            object.__setattr__(self, "method", self.method.value)
+
         methods = [m.value for m in Method]
         checks = [
             ("method", self.method in methods, f"one of {', '.join(methods)}"),

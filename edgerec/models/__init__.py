@@ -1,5 +1,5 @@
 """Recommender models: BPR-MF, NCF/NeuMF, the popularity baseline, and a registry by name."""
 
-from edgerec.models.base import ModelConfig
+from edgerec.models.config import ModelConfig
 
 __all__ = ["ModelConfig"]

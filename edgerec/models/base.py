@@ -9,32 +9,11 @@ through `edgerec.models.registry`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from edgerec.errors import ConfigError
-
-LOSSES = ("bpr", "bce")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    name: str = "bpr"
-    # Embedding size. For NCF each of the GMF and MLP towers has embeddings of this size.
-    dim: int = 64
-    # NCF only: number of MLP layers, widths 2*dim, dim, dim/2, ... (He et al. 2017's tower).
-    layers: int = 3
-    dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.dim < 1:
-            raise ConfigError(f"model dim must be >= 1, got {self.dim}")
-        if self.layers < 1:
-            raise ConfigError(f"model layers must be >= 1, got {self.layers}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"model dropout must be in [0, 1), got {self.dropout}")
+from edgerec.models.config import ModelConfig
 
 
 class Recommender(nn.Module, ABC):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from edgerec.models.base import ModelConfig, Recommender
+from edgerec.models.base import Recommender
+from edgerec.models.config import ModelConfig
 
 
 class BPRMF(Recommender):

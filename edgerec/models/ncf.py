@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from edgerec.models.base import ModelConfig, Recommender
+from edgerec.models.base import Recommender
+from edgerec.models.config import ModelConfig
 
 # Bounds the [chunk, n_items, width] activations of a full-catalogue MLP pass (~64 MB fp32).
 _SCORE_ALL_ELEMENTS = 16_000_000

@@ -10,9 +10,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from edgerec.errors import ConfigError
-from edgerec.models.base import ModelConfig, Recommender
+from edgerec.models.config import ModelConfig
+
+if TYPE_CHECKING:
+    from edgerec.models.base import Recommender
 
 
 class ModelName(StrEnum):

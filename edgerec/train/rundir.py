@@ -23,7 +23,7 @@ from edgerec.data.config import DataConfig
 from edgerec.data.interactions import IdMap, SplitDataset
 from edgerec.distill.config import DistillConfig
 from edgerec.errors import EdgerecError, RunDirError
-from edgerec.models.base import ModelConfig
+from edgerec.models.config import ModelConfig
 from edgerec.train.config import TrainConfig
 
 CONFIG, DATASET, ID_MAP, MODEL, METRICS = (
