@@ -35,10 +35,8 @@ class Distiller(nn.Module):
     def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
         self.loss_fn.on_epoch_start(epoch, n_epochs)
 
-    def loss(self, student: Recommender, users: Tensor, items: Tensor) -> Tensor:
-        """The weighted distillation loss of a batch's unique users and items."""
+    def loss(self, users: Tensor, items: Tensor, user_reps: Tensor, item_reps: Tensor) -> Tensor:
+        """The weighted distillation loss of a batch's unique users and items, given the
+        student's representations of them ([n_users_in_batch, d_s], [n_items_in_batch, d_s])."""
         teacher = BatchRepresentations(self.teacher_users[users], self.teacher_items[items])
-        mine = BatchRepresentations(
-            student.user_representation(users), student.item_representation(items)
-        )
-        return self.loss_fn(mine, teacher)
+        return self.loss_fn(BatchRepresentations(user_reps, item_reps), teacher)

@@ -27,9 +27,19 @@ class Recommender(nn.Module, ABC):
         self.n_users = n_users
         self.n_items = n_items
 
-    @abstractmethod
     def score(self, users: Tensor, items: Tensor) -> Tensor:
         """[batch] scores of pairs `(users[b], items[b])`."""
+        return self.score_representations(
+            self.user_representation(users), self.item_representation(items)
+        )
+
+    @abstractmethod
+    def score_representations(self, users: Tensor, items: Tensor) -> Tensor:
+        """[batch] scores from [batch, d] user and item representations.
+
+        Every score is a function of the two representations, so a training step that also
+        distills looks each entity up once and shares the rows between both losses.
+        """
 
     @abstractmethod
     def score_all(self, users: Tensor) -> Tensor:

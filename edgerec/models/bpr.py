@@ -19,8 +19,8 @@ class BPRMF(Recommender):
         nn.init.xavier_normal_(self.user_embedding.weight)
         nn.init.xavier_normal_(self.item_embedding.weight)
 
-    def score(self, users: Tensor, items: Tensor) -> Tensor:
-        return (self.user_embedding(users) * self.item_embedding(items)).sum(-1)
+    def score_representations(self, users: Tensor, items: Tensor) -> Tensor:
+        return (users * items).sum(-1)
 
     def score_all(self, users: Tensor) -> Tensor:
         return self.user_embedding(users) @ self.item_embedding.weight.T  # [batch, n_items]

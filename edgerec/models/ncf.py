@@ -55,9 +55,10 @@ class NeuMF(Recommender):
     def first_layer(self) -> nn.Linear:
         return self.mlp[1]
 
-    def score(self, users: Tensor, items: Tensor) -> Tensor:
-        gmf = self.gmf_user(users) * self.gmf_item(items)  # [batch, d]
-        mlp = self.mlp(torch.cat([self.mlp_user(users), self.mlp_item(items)], dim=-1))
+    def score_representations(self, users: Tensor, items: Tensor) -> Tensor:
+        d = self.config.dim  # a representation is [GMF embedding | MLP embedding]
+        gmf = users[:, :d] * items[:, :d]  # [batch, d]
+        mlp = self.mlp(torch.cat([users[:, d:], items[:, d:]], dim=-1))
         return self.predict(torch.cat([gmf, mlp], dim=-1)).squeeze(-1)
 
     def score_all(self, users: Tensor) -> Tensor:
