@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from edgerec.cli import compare, data, device, distill, export, train
+from edgerec.cli import bench, compare, data, device, distill, export, train
 from edgerec.errors import EdgerecError
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ app.command("train")(train.command)
 app.command("distill")(distill.command)
 app.command("export")(export.command)
 app.command("compare")(compare.command)
+app.command("bench")(bench.command)
 app.add_typer(data.app, name="data")
 app.add_typer(device.app, name="device")
 
@@ -44,24 +45,22 @@ def _root(
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The console script; `argv` (default: sys.argv[1:]) lets tests run it in-process."""
     try:
-        app(standalone_mode=False)
+        app(args=argv, standalone_mode=False)
     except EdgerecError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except typer.TyperException as exc:
+        # A usage error (unknown option, a value outside an Enum): one line, like ours.
+        typer.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("interrupted", err=True)
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
 
 
 if __name__ == "__main__":
