@@ -4,7 +4,7 @@ Trains BPR-MF (dim 64) and NeuMF (embedding 64, MLP 128-64-32, 4 negatives) from
 configs/, on the 8:1:1 per-user ratio split with full-ranking evaluation, and records test
 metrics and the median seconds per training epoch (sampling + all batches, evaluation excluded).
 
-    .venv/bin/python benchmarks/foundation_ml100k.py [--threads 2] [--out benchmarks/foundation_ml100k]
+    .venv/bin/python benchmarks/foundation_ml100k.py [--threads 2] [--out PATH_WITHOUT_SUFFIX]
 
 MovieLens is read from ../shared/data/ml-100k (never copied here). Writes OUT.json and OUT.md.
 """

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from edgerec.errors import ConfigError
-from edgerec.models.base import ModelConfig
+from edgerec.models.config import ModelConfig
 from edgerec.models.registry import build_model, model_names
 
 N_USERS, N_ITEMS = 13, 21

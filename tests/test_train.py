@@ -6,7 +6,7 @@ import torch
 
 from edgerec.data import DataConfig, SyntheticConfig, load_dataset
 from edgerec.evaluate import evaluate
-from edgerec.models.base import ModelConfig
+from edgerec.models.config import ModelConfig
 from edgerec.models.popularity import Popularity
 from edgerec.models.registry import build_model
 from edgerec.train.config import TrainConfig
