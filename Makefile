@@ -25,6 +25,11 @@ demo: install
 	done
 	$(EDGEREC) compare $(DEMO)/teacher $(DEMO)/student-none $(DEMO)/student-de \
 		$(DEMO)/student-ftd $(DEMO)/student-htd
+	$(EDGEREC) export $(DEMO)/teacher --out $(DEMO)/exports/teacher
+	$(EDGEREC) export $(DEMO)/student-htd --out $(DEMO)/exports/htd-fp32
+	$(EDGEREC) export $(DEMO)/student-htd --out $(DEMO)/exports/htd-int8 --int8 --target x86-avx2
+	$(EDGEREC) bench $(DEMO)/exports/teacher $(DEMO)/exports/htd-fp32 $(DEMO)/exports/htd-int8 \
+		--device cpu --batch 1,64 --threads 1 --runs 200 --against-torch --out $(DEMO)/bench
 
 test: install
 	$(PY) -m pytest -q

@@ -26,13 +26,6 @@ PRESETS = {"bpr": ROOT / "configs/ml100k-bpr.toml", "ncf": ROOT / "configs/ml100
 # dominate both families), so these are ~0.1, 0.25, 0.5 and 1.0 of the teacher.
 DIMS = (6, 16, 32, 64)
 METHODS = ("none", "de", "ftd", "htd")
-# Students train on a shorter budget than the teachers so that the whole grid fits in about an
-# hour on two cores: at most 60 epochs, validation every 5, stop after 3 without improvement.
-# Every method of a size gets the same budget, so the comparison between methods is fair.
-STUDENT_TRAIN = {
-    "bpr": {"epochs": 60, "lr": 5e-3, "eval_every": 5, "patience": 3},
-    "ncf": {"epochs": 60, "lr": 1e-3, "eval_every": 5, "patience": 3},
-}
 METRICS = [f"{m}@{k}" for m in ("recall", "ndcg") for k in (10, 20, 50)]
 
 
@@ -135,6 +128,9 @@ def write_report(work: Path, models: list[str]) -> None:
     from edgerec.train.rundir import open_run
 
     cells = list(_read_cells(work / "cells.jsonl").values())
+    # Every family with results so far, not only this call's: a rerun for one family keeps
+    # the other's section.
+    models = sorted({c["model"] for c in cells} | set(models))
     teachers = {}
     for model in models:
         run = open_run(teacher_dir(work, model))

@@ -28,7 +28,7 @@ def command(
             "dim": run.config.model.dim,
             "method": run.metrics.get("method", "teacher" if run.config.teacher is None else "?"),
             "params": run.metrics["params"],
-            "compression": run.metrics.get("compression", 1.0),
+            "compression": f"{run.metrics.get('compression', 1.0):.1f}x",
         }
         for c in cutoffs:
             row[f"recall@{c}"] = test.get(f"recall@{c}")

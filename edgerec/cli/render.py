@@ -7,13 +7,16 @@ the same and stays easy to change in one place.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
-out = Console()
-err = Console(stderr=True)
+# Piped output has no terminal width and rich would fold tables to 80 columns, cutting numbers;
+# a wide fixed width keeps them whole in logs and CI output.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def json_out(payload) -> None:
