@@ -120,13 +120,146 @@ def run_on_cpu(exports: list[Export], config: BenchConfig) -> Iterator[dict]:
             )
 
 
+# Emulated seconds allowed per call of a bench (timed or warm-up), and per export for its start
+# and accuracy: generous, since qemu runs 10-50x slower than the host.
+_ARM64_S_PER_CALL, _ARM64_S_PER_EXPORT = 2.0, 300.0
+
+
 def run_on_arm64(exports: list[Export], config: BenchConfig) -> Iterator[dict]:
-    """AArch64 under qemu (`edgerec.targets.arm64`): not wired yet."""
-    # The plan: copy each bundle (and its evalset, saved with `save_evalset` when the bundle
-    # has none) into the environment, run `python -m edgerec.runtime.bench run ... --device
-    # arm64 --emulated --out ROWS.json` with the arm64 interpreter, read the rows back and set
-    # each row's "macs" from `exports`. --against-torch does not apply there.
-    raise BenchError("--device arm64 is not available yet: run with --device cpu")
+    """AArch64 under qemu (`edgerec.targets.arm64`): the runtime's own bench, emulated.
+
+    The emulated interpreter runs `python -m edgerec.runtime bench` on the bundles where they
+    lie, with the aarch64 numpy and onnxruntime: outputs, accuracy and the int8 kernels are the
+    ARM build's. Its latencies say nothing about a real ARM core, since qemu translates every
+    instruction; memory includes qemu's own. The runtime comes from a runner.pyz built into a
+    temporary folder, not from where this edgerec is installed: a site-packages on the
+    emulated path would put x86 numpy before the aarch64 one.
+    """
+    import json
+    import tempfile
+
+    from edgerec.export.runner import RUNNER, build_runner
+    from edgerec.targets import arm64
+
+    if config.against_torch:
+        raise BenchError("--against-torch times PyTorch on this host: it has no --device arm64")
+    env = _arm64_env()
+    settings = config.settings()
+
+    with tempfile.TemporaryDirectory(prefix="edgerec-arm64-") as folder:
+        tmp = Path(folder)
+        runner = tmp / RUNNER
+        build_runner(runner)
+        args = [*_arm64_bench_args(exports, settings, tmp), "--out", str(tmp / "rows.json")]
+        result = arm64.run_python(
+            env, ["-m", "edgerec.runtime", "bench", *args],
+            extra_path=[runner], timeout=_arm64_timeout(config, len(exports)),
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise BenchError(f"the emulated bench failed: {_last_line(result.stderr)}")
+        rows = json.loads((tmp / "rows.json").read_text())["rows"]
+
+        by_path = {str(e.bundle.path): e for e in exports}
+        for row in rows:
+            export = by_path.get(row["path"])
+            if export is not None:
+                row["model"], row["macs"] = export.label, export.macs
+                if export.evalset is None:
+                    row["accuracy_note"] = export.evalset_note
+                if settings.memory:
+                    row.update(_arm64_memory(env, runner, export.bundle, row, settings))
+            yield row
+
+
+def _arm64_env():
+    """The built arm64 environment, or a BenchError saying how to get one."""
+    from edgerec.targets import arm64
+
+    fix = "build it once with `edgerec device setup arm64`"
+    reason = arm64.unavailable_reason()
+    if reason:
+        raise BenchError(f"--device arm64 is not available here: {reason}; then {fix}")
+    env = arm64.Arm64Env(arm64.default_root())
+    if not env.is_ready():
+        raise BenchError(f"--device arm64 is not available yet: nothing built at {env.root}: {fix}")
+
+    import importlib.metadata
+
+    held = env.manifest().get("packages", {}).get("onnxruntime")
+    here = importlib.metadata.version("onnxruntime")
+    if held != here:
+        log.warning(
+            "arm64 holds onnxruntime %s, this host %s: the rows compare other code; rebuild "
+            "with `edgerec device setup arm64 --force`",
+            held,
+            here,
+        )
+    return env
+
+
+def _arm64_bench_args(exports: list[Export], settings: core.Settings, tmp: Path) -> list[str]:
+    """The options of `edgerec.runtime.bench run` for `settings`, and one evalset per export."""
+    from edgerec.runtime.evalset import save_evalset
+
+    args = [str(e.bundle.path) for e in exports]
+    args += [
+        "--batch", ",".join(map(str, settings.batches)),
+        "--threads", ",".join(map(str, settings.threads)),
+        "--warmup", str(settings.warmup), "--runs", str(settings.runs),
+        "--k", str(settings.k), "--seed", str(settings.seed),
+        "--device", settings.device, "--no-memory",  # measured from here: see _arm64_memory
+    ]  # fmt: skip
+    if settings.emulated:
+        args.append("--emulated")
+    if not settings.arena:
+        args.append("--no-arena")
+    for i, export in enumerate(exports):
+        # The evalset the host found: the bundle's own, one rebuilt from the lineage run (saved
+        # for the emulated side), or none (a path that does not exist; the note is set after).
+        file = export.bundle.path / EVALSET
+        if not file.is_file():
+            file = tmp / f"evalset-{i}.npz"
+            if export.evalset is not None:
+                save_evalset(file, *export.evalset)
+        args += ["--evalset", str(file)]
+    return args
+
+
+def _arm64_memory(env, runner: Path, bundle: Bundle, row: dict, settings: core.Settings) -> dict:
+    """A row's memory, from a fresh emulated interpreter: the emulated bench cannot start one
+    itself, since it would exec an aarch64 binary without binfmt_misc."""
+    import json
+
+    from edgerec.targets import arm64
+
+    command = [
+        "-m", "edgerec.runtime.bench", "memory", str(bundle.model_path),
+        "--n-users", str(bundle.n_users), "--batch", str(row["batch"]),
+        "--threads", str(row["threads"]), "--seed", str(settings.seed),
+    ]  # fmt: skip
+    if not settings.arena:
+        command.append("--no-arena")
+    result = arm64.run_python(env, command, extra_path=[runner], timeout=_ARM64_S_PER_EXPORT)
+    if result.returncode != 0:
+        raise BenchError(
+            f"the emulated memory measurement of {bundle.path} failed: {_last_line(result.stderr)}"
+        )
+    memory = core.Memory(**json.loads(result.stdout.strip().splitlines()[-1]))
+    return {
+        "peak_rss_mb": memory.peak_mb,
+        "baseline_rss_mb": memory.baseline_mb,
+        "rss_delta_mb": memory.delta_mb,
+    }
+
+
+def _arm64_timeout(config: BenchConfig, n_exports: int) -> float:
+    calls = (config.warmup + config.runs) * config.n_settings * (1 + n_exports)
+    return _ARM64_S_PER_EXPORT * (1 + n_exports) + _ARM64_S_PER_CALL * calls
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "no output"
 
 
 RUNNERS: dict[Device, Callable[[list[Export], BenchConfig], Iterator[dict]]] = {

@@ -13,6 +13,13 @@ from edgerec.cli import render
 from edgerec.errors import BenchError
 
 RESULTS = Path("benchmarks") / "results"
+# (warm-up, timed) calls per setting unless asked: emulation runs 10-50x slower, and its
+# latencies mean little anyway (see edgerec.bench.run.run_on_arm64).
+_CALLS = {Device.cpu: (10, 100), Device.arm64: (3, 20)}
+_EMULATED_NOTE = (
+    "note: emulated under qemu: the latencies say nothing about a real ARM core; outputs, "
+    "accuracy and the int8 kernels are the aarch64 onnxruntime's"
+)
 
 
 def command(
@@ -20,8 +27,10 @@ def command(
     device: Device = typer.Option(Device.cpu, "--device", help="Where to run the exports."),
     threads: str = typer.Option("1,2", "--threads", help="onnxruntime/torch threads, e.g. 1,4."),
     batch: str = typer.Option("1,64", "--batch", help="Users per call, comma separated."),
-    warmup: int = typer.Option(10, "--warmup", help="Untimed calls before timing."),
-    runs: int = typer.Option(100, "--runs", help="Timed calls per setting."),
+    warmup: int = typer.Option(
+        None, "--warmup", help="Untimed calls before timing (10; 3 on --device arm64)."
+    ),
+    runs: int = typer.Option(None, "--runs", help="Timed calls per setting (100; 20 on arm64)."),
     against_torch: bool = typer.Option(
         False, "--against-torch", help="Also time the run each export came from in PyTorch."
     ),
@@ -42,13 +51,14 @@ def command(
     from edgerec.bench.report import payload, write_report
     from edgerec.bench.run import expected_rows, run_bench
 
+    default_warmup, default_runs = _CALLS[device]
     config = BenchConfig(
         exports=tuple(str(p) for p in exports),
         device=device.value,
         batches=_ints(batch, "--batch"),
         threads=_ints(threads, "--threads"),
-        warmup=warmup,
-        runs=runs,
+        warmup=default_warmup if warmup is None else warmup,
+        runs=default_runs if runs is None else runs,
         k=k,
         arena=arena,
         memory=memory,
@@ -65,6 +75,8 @@ def command(
     else:
         _table(result.rows, k)
         typer.echo(f"results → {paths['json']}, {paths['csv'].name}", err=True)
+    if result.rows and result.rows[0]["emulated"]:
+        typer.echo(_EMULATED_NOTE, err=True)
     if plot:
         _plot(result.rows, out, k)
 

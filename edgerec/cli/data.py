@@ -8,6 +8,7 @@ import typer
 
 from edgerec.cli import options as o
 from edgerec.cli import render
+from edgerec.data.config import Format
 
 app = typer.Typer(help="Inspect and download datasets.", no_args_is_help=True)
 
@@ -15,7 +16,7 @@ app = typer.Typer(help="Inspect and download datasets.", no_args_is_help=True)
 @app.command("info")
 def info(
     path: str = typer.Argument(..., help="A ratings file, a pre-split folder, or 'synthetic'."),
-    format: o.DataFormat = o.FORMAT,
+    format: Format = o.FORMAT,
     split: o.Split = o.SPLIT,
     seed: int = o.SEED,
     rating_threshold: float = o.THRESHOLD,

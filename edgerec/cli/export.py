@@ -44,6 +44,9 @@ def command(
     ),
     no_fold: bool = typer.Option(False, "--no-fold", help="NCF: keep the item side unfolded."),
     no_validate: bool = typer.Option(False, "--no-validate", help="Skip the parity checks."),
+    bundle_runner: bool = typer.Option(
+        False, "--bundle-runner", help="Add runner.pyz: serve the bundle with numpy+onnxruntime."
+    ),
     json: bool = typer.Option(False, "--json", help="Print the manifest instead of the summary."),
 ) -> None:
     """Export a trained model to ONNX with its top-k inside, validate it, write a bundle."""
@@ -59,6 +62,7 @@ def command(
         fold=not no_fold,
         quant=quant,
         validate=not no_validate,
+        bundle_runner=bundle_runner,
     )
 
     from edgerec.export.job import export_run
@@ -121,6 +125,9 @@ def _summary(out: Path, manifest: dict) -> None:
         ("returns", "every score" if manifest["outputs"] == "scores" else f"top {manifest['k']}"),
         ("file", f"{record['bytes']:,} bytes, sha256 {record['sha256'][:12]}"),
     ]
+    runner = manifest.get("runner")
+    if runner:
+        rows.append(("runner", f"{runner['file']}, {runner['bytes']:,} bytes"))
     rows += [(name, format_value(value)) for name, value in parity.items()]
     if manifest["validation"].get("skipped"):
         rows.append(("validation", "skipped (--no-validate)"))

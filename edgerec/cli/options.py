@@ -26,15 +26,6 @@ class Reduction(StrEnum):
     mean = "mean"
 
 
-class DataFormat(StrEnum):
-    auto = "auto"
-    udata = "udata"
-    dat = "dat"
-    movielens_csv = "movielens-csv"
-    inter = "inter"
-    csv = "csv"
-
-
 def _opt(default=None, *names, **kw):
     return typer.Option(default, *names, **kw)
 

@@ -8,6 +8,7 @@ import typer
 
 from edgerec.cli import options as o
 from edgerec.cli import render
+from edgerec.data.config import Format
 from edgerec.models.registry import ModelName
 
 
@@ -16,7 +17,7 @@ def command(
     data: str = o.DATA,
     out: Path = o.OUT,
     config: Path = o.CONFIG,
-    format: o.DataFormat = o.FORMAT,
+    format: Format = o.FORMAT,
     valid: Path = o.VALID,
     test: Path = o.TEST,
     split: o.Split = o.SPLIT,

@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from edgerec.data.config import ColumnsConfig, DataConfig
+from edgerec.data.config import ColumnMap, DataConfig, Format
 from edgerec.data.interactions import IdMap, Interactions, SplitDataset
 from edgerec.data.synthetic import SyntheticConfig
 
 __all__ = [
-    "ColumnsConfig",
+    "ColumnMap",
     "DataConfig",
+    "Format",
     "IdMap",
     "Interactions",
     "SplitDataset",
@@ -45,18 +46,9 @@ def load_dataset(config: DataConfig) -> SplitDataset:
 
 
 def _read(path: Path, config: DataConfig):
-    from edgerec.data.loaders import ColumnMap, Format, read_interactions
+    from edgerec.data.loaders import read_interactions
 
-    try:
-        fmt = Format(config.format)
-    except ValueError:
-        from edgerec.errors import ConfigError
-
-        names = ", ".join(f.value for f in Format)
-        raise ConfigError(f"format '{config.format}' is unknown: expected one of {names}") from None
-    c = config.columns
-    columns = ColumnMap(user=c.user, item=c.item, rating=c.rating, timestamp=c.timestamp)
-    return read_interactions(path, fmt, columns=columns, sep=config.sep)
+    return read_interactions(path, Format(config.format), columns=config.columns, sep=config.sep)
 
 
 def _split_one(name, table, config: DataConfig, preprocess, splits) -> SplitDataset:

@@ -1,8 +1,12 @@
-"""What data a run uses and how it is split: the `data` table of every run config."""
+"""What data a run uses and how it is split: the `data` table of every run config.
+
+Imports nothing heavy, so the CLI can build its choices from it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from edgerec.data.splits import check_ratios
 from edgerec.data.synthetic import SyntheticConfig
@@ -11,9 +15,21 @@ from edgerec.errors import ConfigError
 SPLITS = ("ratio", "loo")
 
 
+class Format(StrEnum):
+    """The file layouts the loaders understand; `auto` picks one from the name and content."""
+
+    auto = "auto"
+    udata = "udata"
+    dat = "dat"
+    movielens_csv = "movielens-csv"
+    inter = "inter"
+    csv = "csv"
+
+
 @dataclass(frozen=True)
-class ColumnsConfig:
-    """Header names of a generic CSV/TSV file (only with format `csv`)."""
+class ColumnMap:
+    """Which header columns hold the user, the item and, optionally, the rating and timestamp
+    (a generic CSV/TSV file, or the fields of a RecBole file)."""
 
     user: str = "user"
     item: str = "item"
@@ -36,10 +52,13 @@ class DataConfig:
     valid_path: str | None = None
     test_path: str | None = None
     sep: str | None = None
-    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
+    columns: ColumnMap = field(default_factory=ColumnMap)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def __post_init__(self) -> None:
+        if self.format not in set(Format):
+            names = ", ".join(f.value for f in Format)
+            raise ConfigError(f"format '{self.format}' is unknown: expected one of {names}")
         if self.split not in SPLITS:
             raise ConfigError(
                 f"split '{self.split}' is unknown: expected one of {', '.join(SPLITS)}"

@@ -20,36 +20,15 @@ import re
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from edgerec.data.config import ColumnMap, Format
 from edgerec.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
-
-
-class Format(StrEnum):
-    """The file layouts `read_interactions` understands; `auto` picks one of the others."""
-
-    auto = "auto"
-    udata = "udata"
-    dat = "dat"
-    movielens_csv = "movielens-csv"
-    inter = "inter"
-    csv = "csv"
-
-
-@dataclass(frozen=True)
-class ColumnMap:
-    """Which header columns hold the user, the item and, optionally, the rating and timestamp."""
-
-    user: str = "user"
-    item: str = "item"
-    rating: str | None = None
-    timestamp: str | None = None
 
 
 @dataclass(frozen=True)

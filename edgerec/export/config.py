@@ -88,6 +88,8 @@ class ExportConfig:
     quant: QuantConfig | None = None
     validate: bool = True
     opset: int = DEFAULT_OPSET
+    # Also write runner.pyz, the torch-free runtime as one file (edgerec.export.runner).
+    bundle_runner: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:

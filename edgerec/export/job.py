@@ -72,6 +72,11 @@ def export_run(
             raise_if_failed(checks)
         manifest = _manifest(run, model, dataset, config, thresholds, quantization, checks, shipped)
         with staged_directory(Path(out)) as stage:
+            if config.bundle_runner:
+                from edgerec.export.runner import RUNNER, build_runner
+
+                # Inside the stage, so that the bundle appears with its runner or not at all.
+                manifest["runner"] = build_runner(stage / RUNNER)
             manifest = bundle.write_bundle(stage, shipped, dataset, manifest)
     log.info("wrote bundle %s (%d bytes)", out, manifest["file"]["bytes"])
     return manifest
