@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgerec.data.config import ColumnMap, DataConfig, Format
-from edgerec.data.interactions import IdMap, Interactions, SplitDataset
 from edgerec.data.synthetic import SyntheticConfig
+
+if TYPE_CHECKING:
+    from edgerec.data.interactions import IdMap, Interactions, SplitDataset
 
 __all__ = [
     "ColumnMap",
@@ -26,6 +29,16 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+def __getattr__(name: str):
+    # The in-memory classes need numpy; importing them lazily keeps `edgerec --help`, which
+    # reads the configs of this package, free of it.
+    if name in ("IdMap", "Interactions", "SplitDataset"):
+        from edgerec.data import interactions
+
+        return getattr(interactions, name)
+    raise AttributeError(f"module 'edgerec.data' has no attribute {name!r}")
 
 
 def load_dataset(config: DataConfig) -> SplitDataset:
@@ -52,6 +65,8 @@ def _read(path: Path, config: DataConfig):
 
 
 def _split_one(name, table, config: DataConfig, preprocess, splits) -> SplitDataset:
+    from edgerec.data.interactions import SplitDataset
+
     table = preprocess.to_implicit(
         table, source=name, rating_threshold=config.rating_threshold, kcore=config.kcore
     )
@@ -88,6 +103,8 @@ def _presplit_paths(config: DataConfig) -> tuple[Path, Path, Path] | None:
 
 
 def _load_presplit(paths, config: DataConfig, preprocess) -> SplitDataset:
+    from edgerec.data.interactions import SplitDataset
+
     tables = [
         preprocess.to_implicit(
             _read(p, config), source=p.name, rating_threshold=config.rating_threshold

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from edgerec.data.splits import check_ratios
 from edgerec.data.synthetic import SyntheticConfig
 from edgerec.errors import ConfigError
 
@@ -72,3 +71,11 @@ class DataConfig:
     @property
     def is_synthetic(self) -> bool:
         return self.source == "synthetic"
+
+
+def check_ratios(ratios: tuple[float, ...]) -> None:
+    if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
+        raise ConfigError(
+            f"split ratios {tuple(ratios)} are invalid: expected three non-negative numbers "
+            "summing to 1, such as 0.8,0.1,0.1"
+        )

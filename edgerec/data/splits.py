@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgerec.data.config import check_ratios
 from edgerec.data.interactions import Interactions
-from edgerec.errors import ConfigError
 
 
 def leave_one_out(data: Interactions, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -66,11 +66,3 @@ def ratio_split(
     valid = order[(rank >= train_cut) & (rank < valid_cut)]
     test = order[rank >= valid_cut]
     return np.sort(train), np.sort(valid), np.sort(test)
-
-
-def check_ratios(ratios: tuple[float, ...]) -> None:
-    if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
-        raise ConfigError(
-            f"split ratios {tuple(ratios)} are invalid: expected three non-negative numbers "
-            "summing to 1, such as 0.8,0.1,0.1"
-        )

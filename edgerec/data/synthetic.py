@@ -12,9 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import pandas as pd
-
 from edgerec.errors import ConfigError
 
 
@@ -40,8 +37,11 @@ class SyntheticConfig:
             )
 
 
-def generate(config: SyntheticConfig) -> pd.DataFrame:
-    """A raw table (user, item, timestamp) shaped like a loader's output."""
+def generate(config: SyntheticConfig):
+    """A raw table (user, item, timestamp) shaped like a loader's output, a pandas DataFrame."""
+    import numpy as np
+    import pandas as pd
+
     rng = np.random.default_rng(config.seed)
     users = rng.standard_normal((config.n_users, config.rank)) / np.sqrt(config.rank)
     items = rng.standard_normal((config.n_items, config.rank))
