@@ -443,6 +443,3 @@ def test_corrupt_export_is_one_line_and_exit_2(tiny, tmp_path, damage):
 
 def test_bad_options_are_one_line_and_exit_2(tiny):
     assert_one_line_error(edgerec("bench", tiny["scores"], "--batch", "1,x"), "--batch", "1,x")
-    assert_one_line_error(
-        edgerec("bench", tiny["scores"], "--device", "arm64"), "arm64", "not available"
-    )

@@ -142,7 +142,9 @@ def run_on_arm64(exports: list[Export], config: BenchConfig) -> Iterator[dict]:
     from edgerec.targets import arm64
 
     if config.against_torch:
-        raise BenchError("--against-torch times PyTorch on this host: it has no --device arm64")
+        raise BenchError(
+            "--against-torch times PyTorch on this host: it does not apply to --device arm64"
+        )
     env = _arm64_env()
     settings = config.settings()
 

@@ -25,11 +25,16 @@ def train_run(
     first file is written. `distiller_factory(dataset) -> (distiller, extra_metrics)` turns the
     run into a distillation (see `edgerec.distill.job`).
     """
+    import torch
+
     from edgerec.data import load_dataset
     from edgerec.models.registry import build_model
     from edgerec.train.loop import fit
 
     dataset = load_dataset(config.data)
+    # The initial weights come from torch's global generator: seed it here, not only in the
+    # loop, so the same config gives the same model whatever ran before in the process.
+    torch.manual_seed(config.train.seed)
     model = build_model(config.model, dataset.n_users, dataset.n_items)
     distiller, extra = (None, {})
     if distiller_factory is not None:
