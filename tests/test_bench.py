@@ -443,3 +443,30 @@ def test_corrupt_export_is_one_line_and_exit_2(tiny, tmp_path, damage):
 
 def test_bad_options_are_one_line_and_exit_2(tiny):
     assert_one_line_error(edgerec("bench", tiny["scores"], "--batch", "1,x"), "--batch", "1,x")
+
+
+def test_host_bench_fills_accuracy_a_short_top_k_cannot_give(tiny, tmp_path):
+    """The "tight" export returns only its top K with nothing excluded: the device-side core
+    cannot know every user's masked top K, so the host ranks the graph's full scores."""
+    result = edgerec(
+        "bench",
+        tiny["tight"],
+        "--threads",
+        "1",
+        "--batch",
+        "1",
+        "--runs",
+        "3",
+        "--warmup",
+        "1",
+        "--no-memory",
+        "--json",
+        "--out",
+        tmp_path / "out",
+    )
+    assert result.returncode == 0, result.stderr
+    row = next(r for r in json.loads(result.stdout)["rows"] if r["model"] != "floor")
+    trained = tiny["metrics"]["test"]
+    assert row[f"recall@{K}"] == pytest.approx(trained[f"recall@{K}"], abs=1e-6)
+    assert row[f"ndcg@{K}"] == pytest.approx(trained[f"ndcg@{K}"], abs=1e-6)
+    assert "input of the graph's TopK" in row["accuracy_note"]

@@ -167,10 +167,16 @@ def evaluate_graph(path: Path, dataset: SplitDataset, k: int) -> dict[str, float
     """Recall, NDCG and HR at k on the test split, by the evaluator training uses."""
     from edgerec.evaluate.metrics import split_csr
 
-    session = _scores_session(path)
     masked, held_out = split_csr(dataset, "test")
+    return graph_accuracy(path, masked, held_out, dataset.n_items, k)
+
+
+def graph_accuracy(path: Path, masked: CSR, held_out: CSR, n_items: int, k: int) -> dict:
+    """Recall, NDCG and HR at k of the ranking the graph makes, from every item's score (the
+    input of its TopK), whatever k the graph itself returns."""
+    session = _scores_session(path)
     return rank_and_score(
-        lambda users: _run(session, users).scores, masked, held_out, dataset.n_items, (k,), _BATCH
+        lambda users: _run(session, users).scores, masked, held_out, n_items, (k,), _BATCH
     )
 
 
