@@ -119,7 +119,8 @@ def markdown(rows: list[dict], manifests: dict, args) -> str:
             f"- int8 student d6 (HTD) p50 {p50 * 1000:.1f} µs = **{x_floor:.2f}× the floor** "
             f"({floor['latency_ms']['p50'] * 1000:.2f} µs); goal ≤ 6×: "
             f"{'met' if x_floor <= 6 else 'missed'}.",
-            f"- fp32 teacher in eager PyTorch p50 {teacher_torch['latency_ms']['p50'] * 1000:.1f} µs"
+            f"- fp32 teacher in eager PyTorch p50 "
+            f"{teacher_torch['latency_ms']['p50'] * 1000:.1f} µs"
             f" = **{vs_teacher:.1f}× the int8 student**; goal ≥ 20×: "
             f"{'met' if vs_teacher >= 20 else 'missed'}.",
             f"- Recall@10 int8 {small['recall@10']:.4f} vs fp32 {small_fp32['recall@10']:.4f}: "

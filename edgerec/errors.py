@@ -48,3 +48,10 @@ class BenchError(EdgerecError):
 
 class TargetError(EdgerecError):
     """A device target's environment cannot be built or run here."""
+
+
+class SweepError(EdgerecError):
+    """A sweep cannot run as asked: its directory is in use, a worker died, Ray is missing.
+
+    A single cell's failure is recorded in the sweep, not raised.
+    """

@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from edgerec.cli import bench, compare, data, device, distill, export, train
+from edgerec.cli import bench, compare, data, device, distill, export, sweep, train
 from edgerec.errors import EdgerecError
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app.command("distill")(distill.command)
 app.command("export")(export.command)
 app.command("compare")(compare.command)
 app.command("bench")(bench.command)
+app.command("sweep")(sweep.command)
 app.add_typer(data.app, name="data")
 app.add_typer(device.app, name="device")
 
