@@ -30,6 +30,7 @@ demo: install
 	$(EDGEREC) export $(DEMO)/student-htd --out $(DEMO)/exports/htd-int8 --int8 --target x86-avx2
 	$(EDGEREC) bench $(DEMO)/exports/teacher $(DEMO)/exports/htd-fp32 $(DEMO)/exports/htd-int8 \
 		--device cpu --batch 1,64 --threads 1 --runs 200 --against-torch --out $(DEMO)/bench
+	$(EDGEREC) sweep --config configs/sweeps/quick --out $(DEMO)/sweep
 
 test: install
 	$(PY) -m pytest -q

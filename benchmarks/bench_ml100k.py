@@ -1,10 +1,11 @@
-"""Exports and benchmarks of the ML-100K teacher and students of the distillation report.
+"""Exports and benchmarks of the ML-100K teachers and students of the distillation report.
 
-Takes the BPR-MF teacher (dim 64) and its HTD students (seed 0) from the distillation report's
-run directories (benchmarks/distill_ml100k.py writes them under runs/distill_ml100k/), exports
-each fp32 and int8 (dynamic, x86-avx2 preset; and weight-only for the smallest student), and runs
-`edgerec bench` on them: batch 1 and 64, 1 and 2 threads, beside eager PyTorch. Then checks the
-goals of the benchmark issue on the rows of that one run:
+Takes the BPR-MF and NeuMF teachers (dim 64) and their HTD students (seed 0) from the
+distillation report's run directories (benchmarks/distill_ml100k.py writes them under
+runs/distill_ml100k/), exports each fp32 and int8 (dynamic, x86-avx2 preset; and weight-only for
+the smallest student), and runs `edgerec bench` on them: batch 1 and 64, 1 and 2 threads, beside
+eager PyTorch. Then checks the goals of the benchmark issue, per family, on the rows of that one
+run:
 
 - the int8 student at about a tenth of the teacher's size answers a batch-1, one-thread query in
   at most 6x ONNX Runtime's floor,
@@ -32,19 +33,25 @@ from edgerec.export.job import export_run
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs" / "distill_ml100k"
 OUT = ROOT / "benchmarks" / "bench_ml100k"
-STUDENTS = ("bpr-d6-htd-s0", "bpr-d16-htd-s0", "bpr-d32-htd-s0")
-SMALL = "bpr-d6-htd-s0"  # 6 / 64 of the teacher's parameters: "about a tenth"
+FAMILIES = ("bpr", "ncf")
+DIMS = (6, 16, 32)  # dim 6 of a dim-64 teacher: about a tenth of its parameters
 
 
 def exports_to_make() -> list[tuple[str, str, ExportConfig]]:
-    todo = [("teacher-bpr", "teacher-fp32", ExportConfig())]
-    for student in STUDENTS:
-        if not (RUNS / student / "metrics.json").exists():
+    int8 = ExportConfig(quant=QuantConfig(mode="dynamic"))
+    todo = []
+    for family in FAMILIES:
+        if not (RUNS / f"teacher-{family}" / "metrics.json").exists():
             continue
-        short = student.removeprefix("bpr-").removesuffix("-s0")
-        todo.append((student, f"{short}-fp32", ExportConfig()))
-        todo.append((student, f"{short}-int8", ExportConfig(quant=QuantConfig(mode="dynamic"))))
-    todo.append((SMALL, "d6-htd-int8w", ExportConfig(quant=QuantConfig(mode="weights-only"))))
+        todo.append((f"teacher-{family}", f"{family}-teacher-fp32", ExportConfig()))
+        for dim in DIMS:
+            student = f"{family}-d{dim}-htd-s0"
+            if (RUNS / student / "metrics.json").exists():
+                todo.append((student, f"{family}-d{dim}-htd-fp32", ExportConfig()))
+                todo.append((student, f"{family}-d{dim}-htd-int8", int8))
+        if (RUNS / f"{family}-d6-htd-s0" / "metrics.json").exists():
+            weights = ExportConfig(quant=QuantConfig(mode="weights-only"))
+            todo.append((f"{family}-d6-htd-s0", f"{family}-d6-htd-int8w", weights))
     return todo
 
 
@@ -107,27 +114,33 @@ def markdown(rows: list[dict], manifests: dict, args) -> str:
             f"{_num(r.get('recall@10'), 4)} | {_num(r.get('ndcg@10'), 4)} |"
         )
     lines += ["", "## Goals (batch 1, one thread)", ""]
-    small, small_fp32 = _find(rows, "d6-htd-int8"), _find(rows, "d6-htd-fp32")
-    floor = _find(rows, "floor")
-    teacher_torch = _find(rows, "teacher-fp32", runtime="torch")
-    if small and floor and teacher_torch and small_fp32:
-        p50 = small["latency_ms"]["p50"]
-        x_floor = p50 / floor["latency_ms"]["p50"]
-        vs_teacher = teacher_torch["latency_ms"]["p50"] / p50
-        rel = abs(small["recall@10"] - small_fp32["recall@10"]) / small_fp32["recall@10"]
-        lines += [
-            f"- int8 student d6 (HTD) p50 {p50 * 1000:.1f} µs = **{x_floor:.2f}× the floor** "
-            f"({floor['latency_ms']['p50'] * 1000:.2f} µs); goal ≤ 6×: "
-            f"{'met' if x_floor <= 6 else 'missed'}.",
-            f"- fp32 teacher in eager PyTorch p50 "
-            f"{teacher_torch['latency_ms']['p50'] * 1000:.1f} µs"
-            f" = **{vs_teacher:.1f}× the int8 student**; goal ≥ 20×: "
-            f"{'met' if vs_teacher >= 20 else 'missed'}.",
-            f"- Recall@10 int8 {small['recall@10']:.4f} vs fp32 {small_fp32['recall@10']:.4f}: "
-            f"**{rel * 100:.2f}% relative**; goal ≤ 1%: {'met' if rel <= 0.01 else 'missed'}.",
-        ]
+    for family in FAMILIES:
+        lines += _goals(rows, family)
     lines.append("")
     return "\n".join(lines)
+
+
+def _goals(rows: list[dict], family: str) -> list[str]:
+    small, small_fp32 = _find(rows, f"{family}-d6-htd-int8"), _find(rows, f"{family}-d6-htd-fp32")
+    floor = _find(rows, "floor")
+    teacher_torch = _find(rows, f"{family}-teacher-fp32", runtime="torch")
+    if not (small and floor and teacher_torch and small_fp32):
+        return [f"- {family}: the teacher or the d6 student is missing from this run."]
+    p50 = small["latency_ms"]["p50"]
+    x_floor = p50 / floor["latency_ms"]["p50"]
+    vs_teacher = teacher_torch["latency_ms"]["p50"] / p50
+    rel = abs(small["recall@10"] - small_fp32["recall@10"]) / small_fp32["recall@10"]
+    return [
+        f"- {family}: int8 student d6 (HTD) p50 {p50 * 1000:.1f} µs = **{x_floor:.2f}× the "
+        f"floor** ({floor['latency_ms']['p50'] * 1000:.2f} µs); goal ≤ 6×: "
+        f"{'met' if x_floor <= 6 else 'missed'}.",
+        f"- {family}: fp32 teacher in eager PyTorch p50 "
+        f"{teacher_torch['latency_ms']['p50'] * 1000:.1f} µs = **{vs_teacher:.1f}× the int8 "
+        f"student**; goal ≥ 20×: {'met' if vs_teacher >= 20 else 'missed'}.",
+        f"- {family}: Recall@10 int8 {small['recall@10']:.4f} vs fp32 "
+        f"{small_fp32['recall@10']:.4f}: **{rel * 100:.2f}% relative**; goal ≤ 1%: "
+        f"{'met' if rel <= 0.01 else 'missed'}.",
+    ]
 
 
 def _num(value, digits=3):
