@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -50,8 +51,6 @@ def run_variant(name: str, method: str) -> dict:
     from edgerec.train.rundir import open_run
 
     teacher = open_run(TEACHER)
-    if method == "ftd" and "group" in name:
-        return {}
     overrides = merge(
         {"model": {"dim": 6}, "distill": {"method": method}, "train": {"seed": 0, "threads": 1}},
         VARIANTS[name],
@@ -68,14 +67,29 @@ def run_variant(name: str, method: str) -> dict:
     }
 
 
+def _report_seed0() -> dict:
+    """The default configuration: the distillation report's dim-6, seed-0 BPR-MF cells."""
+    cells = ROOT / "runs" / "distill_ml100k" / "cells.jsonl"
+    rows = [json.loads(line) for line in cells.read_text().splitlines() if line.strip()]
+    chosen = {r["method"]: r for r in rows if (r["model"], r["dim"], r["seed"]) == ("bpr", 6, 0)}
+    return {m: chosen[m] for m in ("none", "ftd", "htd") if m in chosen}
+
+
 def main() -> None:
+    if "--report-only" in sys.argv:  # rewrite the markdown from the recorded JSON
+        write_markdown(json.loads((ROOT / "benchmarks" / "distill_ablation.json").read_text()))
+        return
     WORK.mkdir(parents=True, exist_ok=True)
-    jobs = [(v, m) for v in VARIANTS for m in METHODS if not (m == "ftd" and "group" in v)]
+    jobs = [(v, m) for v in VARIANTS for m in METHODS]
     with ProcessPoolExecutor(max_workers=2) as pool:
         rows = [r for r in pool.map(run_variant, *zip(*jobs, strict=True)) if r]
     (ROOT / "benchmarks" / "distill_ablation.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_markdown(rows)
+
+
+def write_markdown(rows: list[dict]) -> None:
     lines = [
-        "# HTD and FTD under the knobs the paper's finding may depend on",
+        "# HTD under the knobs the paper's finding may depend on",
         "",
         "Command: `.venv/bin/python benchmarks/distill_ablation.py` (BPR-MF dim-6 student of "
         "the report's dim-64 teacher, ML-100K, seed 0, test split).",
@@ -83,11 +97,30 @@ def main() -> None:
         "| variant | method | epochs | recall@20 | ndcg@20 |",
         "|---|---|---|---|---|",
     ]
+    for method, row in _report_seed0().items():
+        lines.append(
+            f"| report's seed-0 cell (defaults) | {method} | {row['epochs']} | "
+            f"{row['test']['recall@20']:.4f} | {row['test']['ndcg@20']:.4f} |"
+        )
     for r in rows:
         lines.append(
             f"| {r['variant']} | {r['method']} | {r['epochs']} | {r['recall@20']:.4f} | "
             f"{r['ndcg@20']:.4f} |"
         )
+    lines += [
+        "",
+        "No variant lifts HTD above its default, and none brings it near FTD: a tenfold lambda, "
+        "the paper's batch of 1024, scale-free mean losses, the reference's fixed 100 epochs "
+        "(so the Gumbel temperature reaches its end) and a third of the groups all land "
+        "below the default HTD cell, the mean-reduction one below the student-only cell too. "
+        "What remains different from the "
+        "paper is the setting itself: ML-100K is dense (6.3% against CiteULike's 0.1%) with "
+        "1,682 items against 25,182, the teacher is dim 64 rather than 200, and the ratio split "
+        "replaces leave-one-out; with so few items per group, HTD's per-group topology carries "
+        "less than the full one. We report the finding as measured rather than tune HTD "
+        "further toward the paper's ranking. One seed per variant: differences under ~0.005 "
+        "are within the seed spread of the report (its ± columns).",
+    ]
     (ROOT / "benchmarks" / "distill_ablation.md").write_text("\n".join(lines) + "\n")
 
 
