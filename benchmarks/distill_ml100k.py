@@ -212,14 +212,19 @@ def _markdown(teachers: dict, summary: list[dict]) -> str:
         "## Against the paper",
         "",
         "The paper (CiteULike, BPR-MF teacher dim 200) finds HTD clearly best when the student is "
-        "much smaller than the teacher, with FTD catching up at half the size. Here FTD is the "
-        "best method at every size and HTD is level with the student-only baseline (within the "
-        "seed spread) at 1/10.7 and 1/4 of the teacher; DE helps only at full size. "
-        "`distill_ablation.md` retrains the dim-6 HTD student under a tenfold lambda, the "
-        "paper's batch of 1024, mean-reduced losses, the reference's fixed-epoch protocol and "
-        "10 groups instead of 30: none lifts it. What remains different is the setting (ML-100K "
-        "is 60 times denser with 15 times fewer items, a dim-64 teacher, a ratio split), which "
-        "this report cannot vary with the data at hand.",
+        "much smaller than the teacher, with FTD catching up at half the size. Here, for BPR-MF, "
+        "FTD is the best method at every size and HTD is level with the student-only baseline "
+        "(within the seed spread) at 1/10.7 and 1/4 of the teacher; DE helps only at full size. "
+        "For NeuMF both topology methods lift the dim-6 student far above student-only, whose "
+        "seeds scatter widely, with FTD still ahead of HTD; HTD is best at half size. "
+        "`distill_ablation.md` retrains the BPR-MF dim-6 HTD student under a tenfold lambda, "
+        "the paper's batch of 1024, mean-reduced losses, the reference's fixed-epoch protocol "
+        "and 10 groups instead of 30: none lifts it. What remains different is the setting "
+        "(ML-100K is 60 times denser with 15 times fewer items, a dim-64 teacher, a ratio "
+        "split), which this report cannot vary with the data at hand.",
+        "",
+        "The teachers' `epoch s` is the wall time of their own training run, which shared the "
+        "machine with other jobs; `foundation_ml100k.md` has the clean figures.",
         "",
         "Seeds vary the negative sampling and the batch order (numpy) and, since the fix in "
         "`edgerec.train.job` that seeds torch before building a model, the initial weights too; "
