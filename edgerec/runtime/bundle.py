@@ -201,6 +201,17 @@ def _read_manifest(path: Path) -> dict:
     return manifest
 
 
+def check_digest(file: Path, expected: str, what: str) -> str:
+    """The file's sha256, or a BundleError when it is not the one the manifest records."""
+    digest = sha256_of(file)
+    if digest != expected:
+        raise BundleError(
+            f"{file}: sha256 {digest[:12]}… differs from the manifest's {expected[:12]}…: "
+            f"the {what} was changed or damaged after export"
+        )
+    return digest
+
+
 def _check_model_file(path: Path, manifest: dict) -> None:
     record = manifest["file"]
     model = path / record["name"]
@@ -209,12 +220,7 @@ def _check_model_file(path: Path, manifest: dict) -> None:
     size = model.stat().st_size
     if size != record["bytes"]:
         raise BundleError(f"{model} has {size} bytes, the manifest records {record['bytes']}")
-    digest = sha256_of(model)
-    if digest != record["sha256"]:
-        raise BundleError(
-            f"{model}: sha256 {digest[:12]}… differs from the manifest's {record['sha256'][:12]}…: "
-            "the file was changed or damaged after export"
-        )
+    check_digest(model, record["sha256"], "file")
 
 
 def _read_id_map(path: Path, manifest: dict) -> tuple[list[str], list[str]]:

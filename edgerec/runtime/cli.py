@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from edgerec.errors import EdgerecError
-from edgerec.runtime.bundle import Bundle, BundleError, sha256_of
+from edgerec.runtime.bundle import Bundle, BundleError, check_digest
 
 log = logging.getLogger(__name__)
 
@@ -204,12 +204,7 @@ def _check_runner(path: Path, record: dict) -> str:
     file = path / record["file"]
     if not file.is_file():
         raise BundleError(f"{path}: the manifest names the runner {record['file']}, missing")
-    digest = sha256_of(file)
-    if digest != record["sha256"]:
-        raise BundleError(
-            f"{file}: sha256 {digest[:12]}… differs from the manifest's {record['sha256'][:12]}…:"
-            " the runner was changed or damaged after export"
-        )
+    digest = check_digest(file, record["sha256"], "runner")
     return f"{record['file']}: sha256 {digest[:12]} matches"
 
 
